@@ -1,0 +1,19 @@
+"""The MongoDB connection (mongoengine), shared by the projector and the gateway's queries."""
+from __future__ import annotations
+
+import mongoengine
+from pymongo.database import Database
+
+from projections.task_view import TaskView
+
+
+def connect(uri: str, database: str) -> Database:
+    """Connect mongoengine's default alias and make sure the views' indexes exist."""
+    mongoengine.disconnect()
+    mongoengine.connect(db=database, host=uri, tz_aware=True, uuidRepresentation="standard")
+    TaskView.ensure_indexes()
+    return mongoengine.get_db()
+
+
+def disconnect() -> None:
+    mongoengine.disconnect()

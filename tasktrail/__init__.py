@@ -1,0 +1,1 @@
+"""TaskTrail's composition: configuration, event store, log follower, relay, launcher and CLI."""

@@ -1,0 +1,5 @@
+import sys
+
+from tasktrail.cli import main
+
+sys.exit(main())

@@ -1,0 +1,26 @@
+"""The event-sourced application: where task aggregates are loaded from and saved to the log."""
+from __future__ import annotations
+
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from domain.errors import TaskNotFound
+from domain.task import Task, task_id_to_uuid
+
+
+class TaskTrail(Application):
+    """All TaskTrail aggregates live in this one application (one SQLite file, one PostgreSQL table)."""
+
+    name = "TaskTrail"
+
+    def get_task(self, task_id: str) -> Task:
+        try:
+            task = self.repository.get(task_id_to_uuid(task_id))
+        except (AggregateNotFoundError, ValueError):
+            raise TaskNotFound(f"Invalid task id: {task_id}") from None
+        if not isinstance(task, Task):
+            raise TaskNotFound(f"Invalid task id: {task_id}")
+        return task
+
+    def task_history(self, task_id: str) -> list[Task.Event]:
+        """Every event of one task, oldest first."""
+        return list(self.events.get(task_id_to_uuid(task_id)))  # type: ignore[arg-type]
