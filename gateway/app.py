@@ -14,7 +14,7 @@ from gateway.group_commit import GroupCommitWriter
 from gateway.routes import setup_routes
 from projections import mongo
 from tasktrail.application import TaskTrail
-from tasktrail.config import LOG_APPENDED_SUBJECT, Settings
+from tasktrail.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ async def event_store_context(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
 
     def announce_commit() -> None:
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(nc.publish(LOG_APPENDED_SUBJECT, b"")))
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(nc.publish(settings.subjects.log_appended, b"")))
 
     writer = GroupCommitWriter(store, on_commit=announce_commit)
     writer.start()

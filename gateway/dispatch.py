@@ -34,7 +34,7 @@ async def api_call(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     settings = request.app[settings_key]
-    return envelope_response("health", None, {"status": "ok", "nats_url": settings.nats_url})
+    return envelope_response("health", None, {"status": "ok", "nats_url": settings.nats_url, "nats_namespace": settings.subjects.namespace})
 
 
 @web.middleware

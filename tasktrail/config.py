@@ -5,10 +5,28 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EVENTS_STREAM = "TASKTRAIL_EVENTS"
-EVENTS_SUBJECT_PREFIX = "tasktrail.events"
-LOG_APPENDED_SUBJECT = "tasktrail.log.appended"
-CONTROL_SUBJECT_PREFIX = "tasktrail.control"
+
+
+@dataclass(frozen=True)
+class Subjects:
+    """NATS names of one TaskTrail installation; the namespace lets several share a NATS server."""
+
+    namespace: str = "tasktrail"
+
+    @property
+    def events_stream(self) -> str:
+        return f"{self.namespace.upper().replace('.', '_').replace('-', '_')}_EVENTS"
+
+    @property
+    def events_prefix(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def log_appended(self) -> str:
+        return f"{self.namespace}.log.appended"
+
+    def event(self, aggregate: str, event_type: str, aggregate_id: str) -> str:
+        return f"{self.events_prefix}.{aggregate}.{event_type}.{aggregate_id}"
 
 
 @dataclass(frozen=True)
@@ -20,6 +38,7 @@ class Settings:
     event_store_env: dict[str, str] = field(default_factory=dict)
     access_key: str = ""
     secret_key: str = ""
+    subjects: Subjects = field(default_factory=Subjects)
 
     @property
     def mongodb_database(self) -> str:
@@ -39,10 +58,11 @@ def load_settings() -> Settings:
     data_dir = Path(os.environ.get("TASKTRAIL_DATA_DIR", ".tasktrail")).resolve()
     return Settings(
         data_dir=data_dir,
-        mongodb_uri=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/tasktrail"),
+        mongodb_uri=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017"),
         nats_url=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
         api_url=os.environ.get("TASKTRAIL_API_URL", "http://127.0.0.1:8008"),
         event_store_env=event_store_env(data_dir),
         access_key=os.environ.get("TASKTRAIL_ACCESS_KEY", ""),
         secret_key=os.environ.get("TASKTRAIL_SECRET_KEY", ""),
+        subjects=Subjects(os.environ.get("TASKTRAIL_NAMESPACE", "tasktrail")),
     )

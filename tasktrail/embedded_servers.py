@@ -46,8 +46,8 @@ def start_nats_server(data_dir: Path, host: str = "127.0.0.1", port: int | None 
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     command = [installed_executable("nats-server"), "-a", host, "-p", str(port), "-js", "-sd", str(store)]
-    log_file = open(data_dir / "nats-server.log", "ab")
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    with open(data_dir / "nats-server.log", "ab") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     wait_for_port(host, port, process)
     return process, f"nats://{host}:{port}"
 
@@ -66,7 +66,7 @@ def start_mongo_server(data_dir: Path, host: str = "127.0.0.1", port: int | None
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(host, port, process)
-    return process, f"mongodb://{host}:{port}/tasktrail"
+    return process, f"mongodb://{host}:{port}"
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:

@@ -6,14 +6,14 @@ from typing import Any
 
 import orjson
 
-from tasktrail.config import EVENTS_SUBJECT_PREFIX
+from tasktrail.config import Subjects
 
 STANDARD_FIELDS = ("originator_id", "originator_version", "timestamp", "originator_topic")
 
 
-def event_subject(event: Any) -> str:
+def event_subject(subjects: Subjects, event: Any) -> str:
     aggregate = type(event).__qualname__.split(".")[0]
-    return f"{EVENTS_SUBJECT_PREFIX}.{aggregate}.{type(event).__name__}.{event.originator_id.hex}"
+    return subjects.event(aggregate, type(event).__name__, event.originator_id.hex)
 
 
 def event_payload(position: int, event: Any) -> bytes:

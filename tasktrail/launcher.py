@@ -26,14 +26,14 @@ class Component:
     process: subprocess.Popen | None = field(default=None)
 
     def start(self, env: dict[str, str], log_folder: Path) -> None:
-        log_file = open(log_folder / f"{self.name}.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tasktrail", *self.arguments],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
-        )
+        with open(log_folder / f"{self.name}.log", "ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tasktrail", *self.arguments],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
+            )
 
 
 def create_event_store_tables(data_dir: Path) -> None:

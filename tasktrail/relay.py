@@ -16,7 +16,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
 from tasktrail.application import TaskTrail
-from tasktrail.config import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from tasktrail.config import Subjects
 from tasktrail.event_payload import event_payload, event_subject
 
 log = logging.getLogger(__name__)
@@ -25,29 +25,30 @@ MESSAGE_ID_HEADER = "Nats-Msg-Id"
 PUBLISH_WINDOW = 256
 
 
-async def ensure_events_stream(js: JetStreamContext) -> None:
+async def ensure_events_stream(js: JetStreamContext, subjects: Subjects) -> None:
     config = StreamConfig(
-        name=EVENTS_STREAM,
-        subjects=[f"{EVENTS_SUBJECT_PREFIX}.>"],
+        name=subjects.events_stream,
+        subjects=[f"{subjects.events_prefix}.>"],
         duplicate_window=600.0,
     )
     try:
-        await js.stream_info(EVENTS_STREAM)
+        await js.stream_info(subjects.events_stream)
     except NotFoundError:
         await js.add_stream(config)
 
 
 class Relay:
-    def __init__(self, app: TaskTrail, js: JetStreamContext) -> None:
+    def __init__(self, app: TaskTrail, js: JetStreamContext, subjects: Subjects) -> None:
         self.app = app
         self.js = js
+        self.subjects = subjects
 
     async def published_position(self) -> int:
         """The log position of the last event in the stream (0 when it is empty)."""
-        info = await self.js.stream_info(EVENTS_STREAM)
+        info = await self.js.stream_info(self.subjects.events_stream)
         if info.state.messages == 0:
             return 0
-        message = await self.js.get_msg(EVENTS_STREAM, seq=info.state.last_seq)
+        message = await self.js.get_msg(self.subjects.events_stream, seq=info.state.last_seq)
         return int((message.headers or {}).get(MESSAGE_ID_HEADER, 0))
 
     async def publish(self, notifications: Sequence[Notification]) -> None:
@@ -58,8 +59,8 @@ class Relay:
     async def _publish_one(self, notification: Notification) -> None:
         event = self.app.mapper.to_domain_event(notification)
         await self.js.publish(
-            event_subject(event),
+            event_subject(self.subjects, event),
             event_payload(notification.id, event),
-            stream=EVENTS_STREAM,
+            stream=self.subjects.events_stream,
             headers={MESSAGE_ID_HEADER: str(notification.id)},
         )

@@ -11,7 +11,7 @@ from gateway.app import init_app
 from projections import mongo
 from projections.projector import Projector
 from tasktrail.application import TaskTrail
-from tasktrail.config import LOG_APPENDED_SUBJECT, Settings
+from tasktrail.config import Settings, Subjects
 from tasktrail.follower import LogFollower
 from tasktrail.relay import Relay, ensure_events_stream
 
@@ -22,11 +22,13 @@ async def connect_nats(settings: Settings, name: str) -> nats.NATS:
     return await nats.connect(settings.nats_url, name=name, max_reconnect_attempts=-1)
 
 
-async def follow_with_wakeups(nc: nats.NATS, follower: LogFollower, stopping: asyncio.Event) -> None:
+async def follow_with_wakeups(
+    nc: nats.NATS, subjects: Subjects, follower: LogFollower, stopping: asyncio.Event
+) -> None:
     async def on_appended(_message) -> None:
         follower.wake()
 
-    subscription = await nc.subscribe(LOG_APPENDED_SUBJECT, cb=on_appended)
+    subscription = await nc.subscribe(subjects.log_appended, cb=on_appended)
     try:
         await follower.run(stopping)
     finally:
@@ -47,13 +49,13 @@ async def run_relay(settings: Settings, stopping: asyncio.Event) -> None:
     app = await asyncio.to_thread(TaskTrail, settings.event_store_env)
     nc = await connect_nats(settings, "tasktrail-relay")
     js = nc.jetstream()
-    await ensure_events_stream(js)
-    relay = Relay(app, js)
+    await ensure_events_stream(js, settings.subjects)
+    relay = Relay(app, js, settings.subjects)
     follower = LogFollower(app, relay.publish)
     follower.position = await relay.published_position()
     log.info("relay resuming after log position %s", follower.position)
     try:
-        await follow_with_wakeups(nc, follower, stopping)
+        await follow_with_wakeups(nc, settings.subjects, follower, stopping)
     finally:
         await nc.drain()
         app.close()
@@ -72,7 +74,7 @@ async def run_projector(settings: Settings, stopping: asyncio.Event) -> None:
     log.info("projector resuming after log position %s", follower.position)
     nc = await connect_nats(settings, "tasktrail-projector")
     try:
-        await follow_with_wakeups(nc, follower, stopping)
+        await follow_with_wakeups(nc, settings.subjects, follower, stopping)
     finally:
         await nc.drain()
         mongo.disconnect()

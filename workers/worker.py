@@ -14,7 +14,7 @@ import aiohttp
 import nats
 import orjson
 
-from tasktrail.config import EVENTS_SUBJECT_PREFIX
+from tasktrail.config import Subjects
 from workers.api_client import ApiCallError, ApiClient
 from workers.job_process import JobProcess
 
@@ -25,8 +25,9 @@ def default_worker_name() -> str:
 
 
 class Worker:
-    def __init__(self, api: ApiClient, queues: list[str], name: str) -> None:
+    def __init__(self, api: ApiClient, queues: list[str], name: str, subjects: Subjects) -> None:
         self.api = api
+        self.subjects = subjects
         self.queues = queues
         self.name = name
         self.wakeups: asyncio.Queue[str] = asyncio.Queue()
@@ -46,8 +47,8 @@ class Worker:
             await self.current_job.stop()
 
     async def subscribe(self, nc: nats.NATS) -> None:
-        await nc.subscribe(f"{EVENTS_SUBJECT_PREFIX}.Task.Enqueued.*", cb=self.on_enqueued)
-        await nc.subscribe(f"{EVENTS_SUBJECT_PREFIX}.Task.StopRequested.*", cb=self.on_stop_requested)
+        await nc.subscribe(self.subjects.event("Task", "Enqueued", "*"), cb=self.on_enqueued)
+        await nc.subscribe(self.subjects.event("Task", "StopRequested", "*"), cb=self.on_stop_requested)
 
     # -- the work loop ---------------------------------------------------------------------------
     async def run(self, stopping: asyncio.Event) -> None:
@@ -158,7 +159,7 @@ async def run_worker(api_url: str, queues: list[str], name: str | None, stopping
             return
         nats_url = os.environ.get("NATS_URL") or health["nats_url"]
         nc = await nats.connect(nats_url, name=f"tasktrail-worker-{name}", max_reconnect_attempts=-1)
-        worker = Worker(api, queues, name)
+        worker = Worker(api, queues, name, Subjects(health["nats_namespace"]))
         await worker.subscribe(nc)
         log.info("worker %s waiting on queues %s", name, ", ".join(queues))
         try:
