@@ -24,6 +24,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     gateway.add_argument("--host", default="127.0.0.1")
     gateway.add_argument("--port", type=int, default=8008)
 
+    commands.add_parser("migrate", help="create the event store's tables (once, before the other parts)")
     commands.add_parser("relay", help="publish the event log to NATS JetStream")
     commands.add_parser("projector", help="keep the MongoDB views up to date")
 
@@ -42,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         return up(arguments.host, arguments.port, arguments.data_dir, arguments.queues or ["default"])
 
     settings = load_settings()
-    if arguments.command == "gateway":
+    if arguments.command == "migrate":
+        from tasktrail.application import TaskTrail
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        TaskTrail(dict(settings.event_store_env, CREATE_TABLE="y")).close()
+        print("event store tables ready")
+    elif arguments.command == "gateway":
         from tasktrail.services import run_gateway
 
         run_until_signalled(lambda stop: run_gateway(settings, arguments.host, arguments.port, stop))
