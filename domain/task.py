@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.document import apply_changes, get_path, iso_time
-from domain.errors import InvalidStatusChange, TaskAlreadyClaimed
+from domain.errors import InvalidStatusChange, TaskAlreadyClaimed, TaskNotFound
 from domain.status import TaskStatus, check_transition, parse_status
 
 S = TaskStatus
@@ -23,6 +23,13 @@ def task_id_to_uuid(task_id: str) -> UUID:
     if not isinstance(task_id, str) or len(task_id) != 32:
         raise ValueError(task_id)
     return UUID(hex=task_id)
+
+
+def parse_task_id(task_id: str) -> UUID:
+    try:
+        return task_id_to_uuid(task_id)
+    except ValueError:
+        raise TaskNotFound(f"Invalid task id: {task_id}") from None
 
 
 class Task(Aggregate):

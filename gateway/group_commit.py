@@ -1,54 +1,88 @@
 """Group commit: one writer thread saves the commands waiting at that moment in one transaction.
 
-A lone request still gets one-command latency; under load, batches grow by themselves. Commands
-on the same task in one batch apply in order to the same in-memory aggregate. When the batch's
-save meets a concurrent writer (IntegrityError), its commands are retried one by one so only the
-real loser is refused. A request is answered only after its transaction committed.
+A lone request still gets one-command latency; under load, batches grow by themselves. A command
+works on aggregates through a `UnitOfWork`; commands on the same aggregate in one batch apply in
+order to the same in-memory object. When the batch's save meets a concurrent writer
+(IntegrityError), or a refused command had already changed an aggregate, the batch's commands are
+run again one by one on fresh aggregates, so only the real loser is refused. A request is answered
+only after its transaction committed.
 """
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from domain.errors import InvalidStatusChange, TaskTrailError
-from domain.task import Task
+from domain.task import Task, parse_task_id
 from tasktrail.application import TaskTrail
 
 log = logging.getLogger(__name__)
 
-# A command gets the task (None when creating) and returns the task to save.
-Command = Callable[[Task | None], Task]
+R = TypeVar("R")
+
+
+class UnitOfWork:
+    """The aggregates one batch works on: loaded once, saved together."""
+
+    def __init__(self, app: TaskTrail) -> None:
+        self.app = app
+        self.aggregates: dict[UUID, Aggregate] = {}
+
+    def get_task(self, task_id: str) -> Task:
+        return self.get(parse_task_id(task_id), lambda _: self.app.get_task(task_id))  # type: ignore[return-value]
+
+    def get(self, aggregate_id: UUID, load: Callable[[UUID], Aggregate]) -> Aggregate:
+        """An aggregate of this batch, loaded with `load` the first time (which raises if unknown)."""
+        if aggregate_id not in self.aggregates:
+            self.aggregates[aggregate_id] = load(aggregate_id)
+        return self.aggregates[aggregate_id]
+
+    def add(self, aggregate: Aggregate) -> None:
+        self.aggregates[aggregate.id] = aggregate
+
+    def pending_counts(self) -> dict[UUID, int]:
+        return {key: len(aggregate._pending_events) for key, aggregate in self.aggregates.items()}
+
+    def events_since(self, counts: dict[UUID, int]) -> list[Any]:
+        return [
+            event
+            for key, aggregate in self.aggregates.items()
+            for event in aggregate._pending_events[counts.get(key, 0):]
+        ]
+
+    def save(self) -> None:
+        self.app.save(*self.aggregates.values())
 
 
 @dataclass
-class Outcome:
-    """What a committed command did: the task document after it, and the events it recorded."""
+class Outcome(Generic[R]):
+    """What a committed command answered, and the events it recorded."""
 
-    task_id: str
-    document: dict[str, Any]
-    events: list[Task.Event]
+    result: R
+    events: list[Any]
 
     @property
     def updated(self) -> int:
         return 1 if self.events else 0
 
 
+Command = Callable[[UnitOfWork], R]
+
+
 @dataclass
 class _Pending:
-    task_id: UUID
     command: Command
-    creates: bool
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Outcome]
+    future: asyncio.Future
     result: Outcome | BaseException | None = field(default=None)
 
 
@@ -70,9 +104,9 @@ class GroupCommitWriter:
         self._inbox.put(None)
         self._thread.join(timeout=10)
 
-    async def execute(self, task_id: UUID, command: Command, creates: bool = False) -> Outcome:
+    async def execute(self, command: Command[R]) -> Outcome[R]:
         loop = asyncio.get_running_loop()
-        pending = _Pending(task_id, command, creates, loop, loop.create_future())
+        pending = _Pending(command, loop, loop.create_future())
         self._inbox.put(pending)
         return await pending.future
 
@@ -98,13 +132,15 @@ class GroupCommitWriter:
                 return
 
     def _commit(self, batch: list[_Pending]) -> None:
-        aggregates: dict[UUID, Task] = {}
-        for pending in batch:
-            self._apply(pending, aggregates)
+        work = UnitOfWork(self.app)
+        clean = all(self._apply(pending, work) for pending in batch)
         try:
-            self.app.save(*aggregates.values())
-        except IntegrityError:
-            log.info("batch of %d met a concurrent writer; retrying one by one", len(batch))
+            if not clean:
+                raise _RunAlone
+            work.save()
+        except (IntegrityError, _RunAlone):
+            if len(batch) > 1 or clean:
+                log.info("batch of %d runs again one by one", len(batch))
             for pending in batch:
                 self._commit_alone(pending)
         except Exception as error:  # the store is down: every command in the batch fails
@@ -116,35 +152,31 @@ class GroupCommitWriter:
         self._answer(batch)
 
     def _commit_alone(self, pending: _Pending) -> None:
-        aggregates: dict[UUID, Task] = {}
-        self._apply(pending, aggregates)
-        if isinstance(pending.result, BaseException):
+        work = UnitOfWork(self.app)
+        if not self._apply(pending, work) or isinstance(pending.result, BaseException):
             return
         try:
-            self.app.save(*aggregates.values())
+            work.save()
         except IntegrityError:
             pending.result = InvalidStatusChange(
-                "Task was changed by another request at the same time; reload and retry"
+                "The task was changed by another request at the same time; reload and retry"
             )
         except Exception as error:
             pending.result = error
 
-    def _apply(self, pending: _Pending, aggregates: dict[UUID, Task]) -> None:
+    def _apply(self, pending: _Pending, work: UnitOfWork) -> bool:
+        """Run one command; False when it failed after changing an aggregate (the batch is unsafe)."""
+        counts = work.pending_counts()
         try:
-            task = aggregates.get(pending.task_id)
-            if task is None and not pending.creates:
-                task = self.app.get_task(pending.task_id.hex)
-            already_pending = len(task._pending_events) if task is not None else 0
-            task = pending.command(task)
-            aggregates[pending.task_id] = task
-            new_events = list(task._pending_events[already_pending:])
-            document = {"id": task.task_id, **copy.deepcopy(task.doc)}
-            pending.result = Outcome(task.task_id, document, new_events)
+            result = pending.command(work)
+            pending.result = Outcome(result, work.events_since(counts))
+            return True
         except TaskTrailError as refusal:
             pending.result = refusal
         except Exception as error:
             log.exception("command failed")
             pending.result = error
+        return not work.events_since(counts)
 
     def _answer(self, batch: list[_Pending]) -> None:
         if self.on_commit is not None:
@@ -153,10 +185,14 @@ class GroupCommitWriter:
             pending.loop.call_soon_threadsafe(_resolve, pending.future, pending.result)
 
 
-def _resolve(future: asyncio.Future[Outcome], result: Outcome | BaseException | None) -> None:
+class _RunAlone(Exception):
+    """A refused command left events behind: the batch must run again command by command."""
+
+
+def _resolve(future: asyncio.Future, result: Outcome | BaseException | None) -> None:
     if future.done():
         return
     if isinstance(result, BaseException):
         future.set_exception(result)
     else:
-        future.set_result(result)  # type: ignore[arg-type]
+        future.set_result(result)

@@ -1,27 +1,26 @@
 """`tasks.*` actions that change a task: each is a command on the Task aggregate."""
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 from domain.document import apply_changes
-from domain.errors import TaskNotFound
-from domain.task import Task, task_id_to_uuid
+from domain.task import Task
 from domain.task_fields import validated_task_fields
 from gateway.call import Call
-from gateway.group_commit import Outcome
+from gateway.group_commit import Outcome, UnitOfWork
 from gateway.request import optional_bool, optional_string, required_string
 
 DEFAULT_QUEUE = "default"
 
+TaskChange = Callable[[Task], None]
 
-def task_uuid(body: dict[str, Any]) -> UUID:
-    task_id = required_string(body, "task")
-    try:
-        return task_id_to_uuid(task_id)
-    except ValueError:
-        raise TaskNotFound(f"Invalid task id: {task_id}") from None
+
+def task_document(task: Task) -> dict[str, Any]:
+    """The task as a command left it (a copy: later commands in the batch may change the task)."""
+    return {"id": task.task_id, **copy.deepcopy(task.doc)}
 
 
 def changed_fields(outcome: Outcome) -> dict[str, Any]:
@@ -35,29 +34,47 @@ def update_answer(outcome: Outcome, **extra: int) -> dict[str, Any]:
     return {**extra, "updated": outcome.updated, "fields": changed_fields(outcome)}
 
 
+async def change_task(call: Call, change: TaskChange) -> Outcome[dict[str, Any]]:
+    """Apply `change` to the task named by the call's `task` field, through the group commit."""
+    task_id = required_string(call.body, "task")
+
+    def command(work: UnitOfWork) -> dict[str, Any]:
+        task = work.get_task(task_id)
+        change(task)
+        return task_document(task)
+
+    return await call.writer.execute(command)
+
+
+def status_request(call: Call) -> dict[str, Any]:
+    """The common fields of a status change request: who, why, and whether to force it."""
+    return {
+        "actor": call.actor,
+        "reason": optional_string(call.body, "status_reason"),
+        "message": optional_string(call.body, "status_message"),
+        "force": optional_bool(call.body, "force"),
+    }
+
+
 async def create(call: Call) -> dict[str, Any]:
     fields = validated_task_fields(call.body, require_name_and_type=True)
     task_id = uuid4()
-    outcome = await call.writer.execute(
-        task_id, lambda _: Task.create(task_id, fields, call.actor), creates=True
-    )
-    return {"id": outcome.task_id}
+
+    def command(work: UnitOfWork) -> str:
+        task = Task.create(task_id, fields, call.actor)
+        work.add(task)
+        return task.task_id
+
+    outcome = await call.writer.execute(command)
+    return {"id": outcome.result}
 
 
 def status_change(method: Callable[..., None], answer_key: str | None = None):
     """An endpoint for a plain status change (task, force, status_reason, status_message)."""
 
     async def endpoint(call: Call) -> dict[str, Any]:
-        force = optional_bool(call.body, "force")
-        reason = optional_string(call.body, "status_reason")
-        message = optional_string(call.body, "status_message")
-
-        def command(task: Task | None) -> Task:
-            assert task is not None
-            method(task, call.actor, reason=reason, message=message, force=force)
-            return task
-
-        outcome = await call.writer.execute(task_uuid(call.body), command)
+        request = status_request(call)
+        outcome = await change_task(call, lambda task: method(task, **request))
         extra = {answer_key: outcome.updated} if answer_key else {}
         return update_answer(outcome, **extra)
 
@@ -66,49 +83,31 @@ def status_change(method: Callable[..., None], answer_key: str | None = None):
 
 async def started(call: Call) -> dict[str, Any]:
     """`worker` (a TaskTrail extension) makes this a claim: it succeeds only on a queued task."""
-    force = optional_bool(call.body, "force")
-    reason = optional_string(call.body, "status_reason")
-    message = optional_string(call.body, "status_message")
+    request = status_request(call)
     worker = optional_string(call.body, "worker")
 
-    def command(task: Task | None) -> Task:
-        assert task is not None
+    def change(task: Task) -> None:
         if worker:
-            task.claim(worker, reason=reason, message=message)
+            task.claim(worker, reason=request["reason"], message=request["message"])
         else:
-            task.start(call.actor, reason=reason, message=message, force=force)
-        return task
+            task.start(**request)
 
-    outcome = await call.writer.execute(task_uuid(call.body), command)
+    outcome = await change_task(call, change)
     return update_answer(outcome, started=outcome.updated)
 
 
 async def enqueue(call: Call) -> dict[str, Any]:
     queue = optional_string(call.body, "queue") or optional_string(call.body, "queue_name") or DEFAULT_QUEUE
-    force = optional_bool(call.body, "force")
-    reason = optional_string(call.body, "status_reason")
-    message = optional_string(call.body, "status_message")
-
-    def command(task: Task | None) -> Task:
-        assert task is not None
-        task.enqueue(queue, call.actor, reason=reason, message=message, force=force)
-        return task
-
-    outcome = await call.writer.execute(task_uuid(call.body), command)
+    request = status_request(call)
+    outcome = await change_task(call, lambda task: task.enqueue(queue, **request))
     return update_answer(outcome, queued=outcome.updated)
 
 
 async def dequeue(call: Call) -> dict[str, Any]:
     new_status = optional_string(call.body, "new_status") or None
-    reason = optional_string(call.body, "status_reason")
-    message = optional_string(call.body, "status_message")
-
-    def command(task: Task | None) -> Task:
-        assert task is not None
-        task.dequeue(call.actor, new_status=new_status, reason=reason, message=message)
-        return task
-
-    outcome = await call.writer.execute(task_uuid(call.body), command)
+    request = status_request(call)
+    request.pop("force")
+    outcome = await change_task(call, lambda task: task.dequeue(new_status=new_status, **request))
     return update_answer(outcome, dequeued=outcome.updated)
 
 

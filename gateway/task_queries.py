@@ -15,8 +15,8 @@ from pymongo.collection import Collection
 from domain.document import get_path, set_path
 from gateway.call import Call
 from gateway.errors import invalid_field
-from gateway.request import optional_int, optional_string, optional_string_list
-from gateway.task_commands import task_uuid
+from gateway.request import optional_int, optional_string, optional_string_list, required_string
+from domain.task import parse_task_id
 from projections.task_view import TaskView
 
 MAX_PAGE_SIZE = 500
@@ -144,7 +144,7 @@ async def get_all(call: Call) -> dict[str, Any]:
 
 
 async def get_by_id(call: Call) -> dict[str, Any]:
-    task_id = task_uuid(call.body).hex
+    task_id = parse_task_id(required_string(call.body, "task")).hex
     task = await asyncio.to_thread(call.app.get_task, task_id)
     return {"task": {"id": task.task_id, **task.doc}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from domain.errors import TaskNotFound
-from domain.task import Task, task_id_to_uuid
+from domain.task import Task, parse_task_id
 
 
 class TaskTrail(Application):
@@ -14,8 +14,8 @@ class TaskTrail(Application):
 
     def get_task(self, task_id: str) -> Task:
         try:
-            task = self.repository.get(task_id_to_uuid(task_id))
-        except (AggregateNotFoundError, ValueError):
+            task = self.repository.get(parse_task_id(task_id))
+        except AggregateNotFoundError:
             raise TaskNotFound(f"Invalid task id: {task_id}") from None
         if not isinstance(task, Task):
             raise TaskNotFound(f"Invalid task id: {task_id}")
@@ -23,4 +23,4 @@ class TaskTrail(Application):
 
     def task_history(self, task_id: str) -> list[Task.Event]:
         """Every event of one task, oldest first."""
-        return list(self.events.get(task_id_to_uuid(task_id)))  # type: ignore[arg-type]
+        return list(self.events.get(parse_task_id(task_id)))  # type: ignore[arg-type]
