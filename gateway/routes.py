@@ -7,7 +7,7 @@ from gateway import task_commands, task_queries
 from gateway.call import Endpoint, endpoints_key
 from gateway.dispatch import api_call, health
 
-ENDPOINTS: dict[str, Endpoint] = {
+TASKS: dict[str, Endpoint] = {
     "tasks.create": task_commands.create,
     "tasks.get_by_id": task_queries.get_by_id,
     "tasks.get_all": task_queries.get_all,
@@ -22,6 +22,11 @@ ENDPOINTS: dict[str, Endpoint] = {
     "tasks.publish": task_commands.publish,
     "tasks.reset": task_commands.reset,
 }
+
+# One table per service; each service module may export its own and be listed here.
+SERVICES: list[dict[str, Endpoint]] = [TASKS]
+
+ENDPOINTS: dict[str, Endpoint] = {name: endpoint for service in SERVICES for name, endpoint in service.items()}
 
 
 def setup_routes(app: web.Application) -> None:

@@ -17,7 +17,7 @@ from gateway.call import Call
 from gateway.errors import invalid_field
 from gateway.request import optional_int, optional_string, optional_string_list, required_string
 from domain.task import parse_task_id
-from projections.task_view import TaskView
+from projections import task_view
 
 MAX_PAGE_SIZE = 500
 MAX_PATTERN_LENGTH = 200
@@ -138,7 +138,7 @@ def find_tasks(collection: Collection, query: TaskQuery) -> list[dict[str, Any]]
 
 async def get_all(call: Call) -> dict[str, Any]:
     query = build_task_query(call.body)
-    collection = call.views[TaskView._get_collection_name()]
+    collection = call.views[task_view.COLLECTION]
     tasks = await asyncio.to_thread(find_tasks, collection, query)
     return {"tasks": tasks}
 

@@ -1,28 +1,32 @@
-"""The projector process: follows the event log and keeps the MongoDB views up to date."""
+"""The projector process's core: applies batches of events to every view, then records the position.
+
+Each view module offers `COLLECTION` and `updates(events)`; its updates are idempotent (guarded
+by the aggregate version), so a batch replayed after a crash changes nothing.
+"""
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
+from types import ModuleType
 
 from eventsourcing.persistence import Notification
 from pymongo.database import Database
 
+from projections import task_view
 from projections.positions import PositionStore
-from projections.task_view import TaskView, task_view_updates
 from tasktrail.application import TaskTrail
 
 log = logging.getLogger(__name__)
 
+VIEWS: list[ModuleType] = [task_view]
+
 
 class Projector:
-    """Applies batches of notifications to the views, then records the position reached."""
-
-    name = "task_view"
+    name = "views"
 
     def __init__(self, app: TaskTrail, database: Database) -> None:
         self.app = app
-        self.tasks = database[TaskView._get_collection_name()]
+        self.database = database
         self.positions = PositionStore(database, self.name)
 
     def load_position(self) -> int:
@@ -30,8 +34,8 @@ class Projector:
 
     def apply(self, notifications: Sequence[Notification]) -> None:
         events = [self.app.mapper.to_domain_event(notification) for notification in notifications]
-        updates = task_view_updates(events)
-        if updates:
-            self.tasks.bulk_write(updates, ordered=True)
+        for view in VIEWS:
+            updates = view.updates(events)
+            if updates:
+                self.database[view.COLLECTION].bulk_write(updates, ordered=True)
         self.positions.save(notifications[-1].id)
-        log.debug("projected up to %s", notifications[-1].id)

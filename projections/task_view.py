@@ -14,6 +14,7 @@ from pymongo import UpdateOne
 from domain.task import Task
 
 VERSION_FIELD = "_version"
+COLLECTION = "tasks"
 
 
 class TaskView(mongoengine.DynamicDocument):
@@ -21,7 +22,7 @@ class TaskView(mongoengine.DynamicDocument):
 
     id = mongoengine.StringField(primary_key=True)
     meta = {
-        "collection": "tasks",
+        "collection": COLLECTION,
         "auto_create_index": False,
         # Single-field indexes on equality filters and (field, last_update) for the common sort.
         # Never an index on an array field: the embedded server then misses array members.
@@ -49,5 +50,5 @@ def task_view_update(event: Task.Event) -> UpdateOne:
     return UpdateOne({"_id": task_id, VERSION_FIELD: {"$lt": version}}, {"$set": changes})
 
 
-def task_view_updates(events: Iterable[Any]) -> list[UpdateOne]:
+def updates(events: Iterable[Any]) -> list[UpdateOne]:
     return [task_view_update(event) for event in events if isinstance(event, Task.Event)]
