@@ -23,3 +23,15 @@ class InvalidField(TaskTrailError):
 
 class TaskAlreadyClaimed(InvalidStatusChange):
     """Raised when a worker claims a task that another worker (or status change) took first."""
+
+
+class ProjectNotFound(TaskTrailError):
+    """Raised when a command or query names a project that does not exist."""
+
+
+class ProjectNameTaken(TaskTrailError):
+    """Raised when a project is created with the name another project already has."""
+
+
+class InvalidProjectName(InvalidField):
+    """Raised when a project name is blank, too long or has an empty path part."""

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import nats
 from aiohttp import web
 
+from gateway.auth import auth_context, authenticate
 from gateway.call import app_key, settings_key, views_key, writer_key
 from gateway.dispatch import envelope_errors
 from gateway.group_commit import GroupCommitWriter
@@ -47,8 +48,9 @@ async def views_context(app: web.Application) -> AsyncIterator[None]:
 
 
 def init_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[envelope_errors], client_max_size=64 * 1024 * 1024)
+    app = web.Application(middlewares=[envelope_errors, authenticate], client_max_size=64 * 1024 * 1024)
     app[settings_key] = settings
+    app.cleanup_ctx.append(auth_context)
     app.cleanup_ctx.append(event_store_context)
     app.cleanup_ctx.append(views_context)
     setup_routes(app)

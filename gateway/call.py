@@ -9,6 +9,7 @@ from aiohttp import web
 from pymongo.database import Database
 
 from gateway.group_commit import GroupCommitWriter
+from gateway.identity import IDENTITY_KEY, Identity
 from tasktrail.application import TaskTrail
 from tasktrail.config import Settings
 
@@ -23,7 +24,12 @@ endpoints_key = web.AppKey("endpoints", dict)
 class Call:
     request: web.Request
     body: dict[str, Any]
-    actor: str
+    actor: str  # the authenticated user's id: the actor of every event this call records
+
+    @property
+    def identity(self) -> Identity:
+        """Who proved themselves on this call (set by the `authenticate` middleware)."""
+        return self.request[IDENTITY_KEY]
 
     @property
     def app(self) -> TaskTrail:

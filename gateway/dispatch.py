@@ -9,12 +9,10 @@ from domain.errors import TaskTrailError
 from gateway.call import Call, endpoints_key, settings_key
 from gateway.envelope import ApiError, envelope_response
 from gateway.errors import api_error_for, unknown_endpoint
+from gateway.identity import IDENTITY_KEY
 from gateway.request import read_body
 
 log = logging.getLogger(__name__)
-
-ACTOR_HEADER = "X-Tasktrail-Actor"
-DEFAULT_ACTOR = "anonymous"
 
 
 def endpoint_of(request: web.Request) -> tuple[str, str | None]:
@@ -25,10 +23,11 @@ async def api_call(request: web.Request) -> web.Response:
     name, version = endpoint_of(request)
     endpoint = request.app[endpoints_key].get(name)
     if endpoint is None:
+        log.warning("unknown endpoint %s (version %s)", name, version or "latest")
         raise unknown_endpoint(name, version)
-    body = await read_body(request)
-    actor = request.headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
-    data = await endpoint(Call(request, body, actor))
+    body = await read_body(request, batch=getattr(endpoint, "accepts_batch", False))
+    identity = request[IDENTITY_KEY]
+    data = await endpoint(Call(request, body, identity.user))
     return envelope_response(name, version, data)
 
 

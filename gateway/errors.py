@@ -3,15 +3,37 @@ from __future__ import annotations
 
 from domain.errors import (
     InvalidField,
+    InvalidProjectName,
     InvalidStatusChange,
     MissingRequiredField,
+    ProjectNameTaken,
+    ProjectNotFound,
     TaskNotFound,
     TaskTrailError,
 )
+from domain.queue import (
+    DefaultQueueExists,
+    QueueNameTaken,
+    QueueNotEmpty,
+    QueueNotFound,
+    TaskAlreadyInQueue,
+    TaskNotInQueue,
+)
+from domain.worker import WorkerNotRegistered
 from gateway.envelope import ApiError
 
 # (result_code, result_subcode) for each domain refusal; the most specific class wins.
 DOMAIN_ERROR_CODES: list[tuple[type[TaskTrailError], tuple[int, int]]] = [
+    (ProjectNotFound, (400, 401)),
+    (InvalidProjectName, (400, 407)),
+    (ProjectNameTaken, (400, 801)),
+    (QueueNotFound, (400, 701)),
+    (QueueNotEmpty, (400, 702)),
+    (TaskNotInQueue, (400, 703)),
+    (TaskAlreadyInQueue, (400, 706)),
+    (DefaultQueueExists, (400, 708)),
+    (QueueNameTaken, (400, 801)),
+    (WorkerNotRegistered, (400, 1004)),
     (TaskNotFound, (400, 101)),
     (InvalidStatusChange, (400, 110)),
     (MissingRequiredField, (400, 11)),

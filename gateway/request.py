@@ -9,11 +9,17 @@ from aiohttp import web
 from gateway.errors import invalid_field, malformed_json, missing_field
 
 
-async def read_body(request: web.Request) -> dict[str, Any]:
-    """The JSON body of a POST (or GET) call; query parameters when there is no body."""
+async def read_body(request: web.Request, batch: bool = False) -> dict[str, Any]:
+    """The JSON body of a POST (or GET) call; query parameters when there is no body.
+
+    A batch endpoint (events.add_batch) takes newline-delimited JSON objects or a JSON list,
+    answered as {"requests": [...]}.
+    """
     raw = await request.read()
     if not raw.strip():
-        return dict(request.query)
+        return {"requests": []} if batch else dict(request.query)
+    if batch:
+        return {"requests": read_batch(raw)}
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
@@ -70,3 +76,19 @@ def optional_int(body: dict[str, Any], key: str, minimum: int = 0) -> int | None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise invalid_field(f"{key} must be an integer >= {minimum}")
     return value
+
+
+def read_batch(raw: bytes) -> list[Any]:
+    """The items of a batch body: a JSON list, or one JSON value per line."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return [_batch_line(number, line) for number, line in enumerate(raw.splitlines(), 1) if line.strip()]
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def _batch_line(number: int, line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise malformed_json(f"line {number}: {error}") from None

@@ -4,7 +4,10 @@ from __future__ import annotations
 import mongoengine
 from pymongo.database import Database
 
+from projections.project_view import ProjectView
+from projections.queue_view import QueueView
 from projections.task_view import TaskView
+from projections.worker_view import WorkerView
 
 
 def connect(uri: str, database: str) -> Database:
@@ -12,6 +15,9 @@ def connect(uri: str, database: str) -> Database:
     mongoengine.disconnect()
     mongoengine.connect(db=database, host=uri, tz_aware=True, uuidRepresentation="standard")
     TaskView.ensure_indexes()
+    ProjectView.ensure_indexes()
+    QueueView.ensure_indexes()
+    WorkerView.ensure_indexes()
     return mongoengine.get_db()
 
 

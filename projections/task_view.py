@@ -1,7 +1,8 @@
 """The `tasks` view: one MongoDB document per task, equal to the aggregate's document.
 
 Each update is conditional on the view's `_version` (the aggregate version it reflects), so a
-redelivered or replayed event changes nothing.
+redelivered or replayed event changes nothing. A deleted task's document is dropped (its history
+stays in the event log); nothing follows a `Deleted` event of the same task.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import mongoengine
-from pymongo import UpdateOne
+from pymongo import DeleteOne, UpdateOne
 
 from domain.task import Task
 
@@ -40,15 +41,17 @@ class TaskView(mongoengine.DynamicDocument):
     }
 
 
-def task_view_update(event: Task.Event) -> UpdateOne:
+def task_view_update(event: Task.Event) -> UpdateOne | DeleteOne:
     """The view update that records one task event, idempotent by aggregate version."""
     task_id = event.originator_id.hex
     version = event.originator_version
-    changes: dict[str, Any] = {**event.changes(), VERSION_FIELD: version}
+    if isinstance(event, Task.Deleted):
+        return DeleteOne({"_id": task_id})
+    changes: dict[str, Any] = {**event.document_changes(), VERSION_FIELD: version}
     if isinstance(event, Task.Created):
         return UpdateOne({"_id": task_id}, {"$setOnInsert": changes}, upsert=True)
     return UpdateOne({"_id": task_id, VERSION_FIELD: {"$lt": version}}, {"$set": changes})
 
 
-def updates(events: Iterable[Any]) -> list[UpdateOne]:
+def updates(events: Iterable[Any]) -> list[UpdateOne | DeleteOne]:
     return [task_view_update(event) for event in events if isinstance(event, Task.Event)]

@@ -27,6 +27,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     commands.add_parser("migrate", help="create the event store's tables (once, before the other parts)")
     commands.add_parser("relay", help="publish the event log to NATS JetStream")
     commands.add_parser("projector", help="keep the MongoDB views up to date")
+    commands.add_parser("monitor", help="declare silent workers lost and end their runs "
+                                        "(timeout: $TASKTRAIL_WORKER_TIMEOUT seconds)")
 
     worker = commands.add_parser("worker", help="run queued tasks")
     worker.add_argument("--queue", action="append", dest="queues", help="queue name, in priority order")
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         from tasktrail.services import run_projector
 
         run_until_signalled(lambda stop: run_projector(settings, stop))
+    elif arguments.command == "monitor":
+        from tasktrail.liveness import run_monitor
+
+        run_until_signalled(lambda stop: run_monitor(settings, stop))
     elif arguments.command == "worker":
         from workers.worker import run_worker
 

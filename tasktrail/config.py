@@ -38,6 +38,7 @@ class Settings:
     event_store_env: dict[str, str] = field(default_factory=dict)
     access_key: str = ""
     secret_key: str = ""
+    auth_secret: str = ""  # signs the API's JWTs; every gateway replica needs the same one
     subjects: Subjects = field(default_factory=Subjects)
 
     @property
@@ -64,5 +65,6 @@ def load_settings() -> Settings:
         event_store_env=event_store_env(data_dir),
         access_key=os.environ.get("TASKTRAIL_ACCESS_KEY", ""),
         secret_key=os.environ.get("TASKTRAIL_SECRET_KEY", ""),
+        auth_secret=os.environ.get("TASKTRAIL_AUTH_SECRET", ""),
         subjects=Subjects(os.environ.get("TASKTRAIL_NAMESPACE", "tasktrail")),
     )

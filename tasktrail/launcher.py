@@ -1,8 +1,8 @@
 """`tasktrail up`: the embedded default, every part on one machine, as child processes.
 
 nats-server and nx-27017 start on free ports with their data in the data folder (unless NATS_URL
-or MONGODB_URI point elsewhere); then the projector, relay, gateway and one worker. A component
-that dies is started again. Ctrl-C or SIGTERM stops them all, workers first, servers last.
+or MONGODB_URI point elsewhere); then the projector, relay, gateway, liveness monitor and one
+worker. A component that dies is started again. Ctrl-C or SIGTERM stops them all, workers first, servers last.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tasktrail.application import TaskTrail
 from tasktrail.config import event_store_env
+from tasktrail.credentials import CREDENTIALS_FILE, complete_credentials
 from tasktrail.embedded_servers import start_mongo_server, start_nats_server, stop_process
 
 
@@ -60,6 +61,8 @@ def up(host: str, port: int, data_dir: Path, queues: list[str]) -> int:
             servers.append(process)
         create_event_store_tables(data_dir)
         env["CREATE_TABLE"] = "n"
+        keys_from_environment = bool(env.get("TASKTRAIL_ACCESS_KEY"))
+        pass_credentials(env, data_dir)
         worker_arguments = ["worker", "--name", "local-worker"]
         for queue in queues:
             worker_arguments += ["--queue", queue]
@@ -67,10 +70,12 @@ def up(host: str, port: int, data_dir: Path, queues: list[str]) -> int:
             Component("projector", ["projector"]),
             Component("relay", ["relay"]),
             Component("gateway", ["gateway", "--host", host, "--port", str(port)]),
+            Component("monitor", ["monitor"]),
             Component("worker", worker_arguments),
         ]
         for component in components:
             component.start(env, logs)
+        print_credentials(env, data_dir, keys_from_environment)
         print_addresses(host, port, data_dir, env)
         supervise(components, env, logs, stopping)
         for component in reversed(components):
@@ -89,6 +94,32 @@ def supervise(components: list[Component], env: dict[str, str], logs: Path, stop
             if component.process is not None and component.process.poll() is not None:
                 print(f"{component.name} exited with {component.process.returncode}; starting it again", flush=True)
                 component.start(env, logs)
+
+
+def pass_credentials(env: dict[str, str], data_dir: Path) -> None:
+    """Give every child the same key pair and token secret (the data folder's, unless set)."""
+    credentials = complete_credentials(
+        env.get("TASKTRAIL_ACCESS_KEY", ""),
+        env.get("TASKTRAIL_SECRET_KEY", ""),
+        env.get("TASKTRAIL_AUTH_SECRET", ""),
+        data_dir,
+    )
+    env["TASKTRAIL_ACCESS_KEY"] = credentials.access_key
+    env["TASKTRAIL_SECRET_KEY"] = credentials.secret_key
+    env["TASKTRAIL_AUTH_SECRET"] = credentials.auth_secret
+
+
+def print_credentials(env: dict[str, str], data_dir: Path, from_environment: bool) -> None:
+    if from_environment:
+        print(f"API access key {env['TASKTRAIL_ACCESS_KEY']} (from TASKTRAIL_ACCESS_KEY)", flush=True)
+        return
+    print(
+        "API key pair (kept in "
+        f"{data_dir / CREDENTIALS_FILE}; for the clearml SDK: CLEARML_API_ACCESS_KEY, CLEARML_API_SECRET_KEY)\n"
+        f"  access key  {env['TASKTRAIL_ACCESS_KEY']}\n"
+        f"  secret key  {env['TASKTRAIL_SECRET_KEY']}",
+        flush=True,
+    )
 
 
 def print_addresses(host: str, port: int, data_dir: Path, env: dict[str, str]) -> None:

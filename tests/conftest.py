@@ -5,6 +5,7 @@ own MongoDB database and their own event store file, so they never see each othe
 """
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -41,19 +42,41 @@ def mongodb_uri(servers_dir: Path) -> Iterator[str]:
     stop_process(process)
 
 
-def call_api(base_url: str, endpoint: str, body: dict | None = None, timeout: float = 10.0) -> dict:
-    """POST a ClearML-style call and return the whole envelope (meta and data)."""
+# The key pair and token secret every test stack is configured with.
+TEST_ACCESS_KEY = "TESTACCESSKEY0000000000"
+TEST_SECRET_KEY = "test-secret-key-0000000000000000000000000000"
+TEST_AUTH_SECRET = "test-auth-secret-000000000000000000000000000000000000"
+TEST_CREDENTIALS = (TEST_ACCESS_KEY, TEST_SECRET_KEY)
+
+
+def basic_auth(access_key: str, secret_key: str) -> str:
+    return "Basic " + base64.b64encode(f"{access_key}:{secret_key}".encode()).decode()
+
+
+def call_api(base_url: str, endpoint: str, body: dict | None = None, timeout: float = 10.0,
+             auth: tuple[str, str] | str | None = TEST_CREDENTIALS) -> dict:
+    """POST a ClearML-style call and return the whole envelope (meta and data).
+
+    `auth` is a key pair (sent as HTTP Basic), a whole Authorization header value
+    ("Bearer <jwt>"), or None to send no credentials at all.
+    """
+    headers = {"Content-Type": "application/json"}
+    if isinstance(auth, tuple):
+        headers["Authorization"] = basic_auth(*auth)
+    elif auth is not None:
+        headers["Authorization"] = auth
     request = urllib.request.Request(
         f"{base_url}/{endpoint}",
         data=orjson.dumps(body or {}),
-        headers={"Content-Type": "application/json"},
+        headers=headers,
         method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return orjson.loads(response.read())
     except urllib.error.HTTPError as error:
-        return orjson.loads(error.read())
+        with error:
+            return orjson.loads(error.read())
 
 
 def wait_until(condition, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
@@ -126,20 +149,28 @@ def mongo_client(mongodb_uri: str) -> Iterator[pymongo.MongoClient]:
 
 @pytest.fixture
 def stack(tmp_path: Path, nats_url: str, mongodb_uri: str) -> Iterator[Stack]:
+    stack = new_stack(tmp_path, nats_url, mongodb_uri)
+    yield stack
+    stack.stop_all()
+
+
+def new_stack(data_dir: Path, nats_url: str, mongodb_uri: str) -> Stack:
+    """A stack (nothing started yet) with its own namespace, database, event store and the test key pair."""
     namespace = f"test{uuid.uuid4().hex[:12]}"
     env = {
         **os.environ,
-        "TASKTRAIL_DATA_DIR": str(tmp_path),
+        "TASKTRAIL_DATA_DIR": str(data_dir),
         "NATS_URL": nats_url,
         "MONGODB_URI": mongodb_uri,
         "TASKTRAIL_MONGODB_DB": namespace,
         "TASKTRAIL_NAMESPACE": namespace,
-        "SQLITE_DBNAME": str(tmp_path / "events.sqlite"),
+        "SQLITE_DBNAME": str(data_dir / "events.sqlite"),
         "PYTHONUNBUFFERED": "1",
+        "TASKTRAIL_ACCESS_KEY": TEST_ACCESS_KEY,
+        "TASKTRAIL_SECRET_KEY": TEST_SECRET_KEY,
+        "TASKTRAIL_AUTH_SECRET": TEST_AUTH_SECRET,
     }
     env.pop("PERSISTENCE_MODULE", None)
     port = free_port()
     env["TASKTRAIL_API_URL"] = f"http://127.0.0.1:{port}"
-    stack = Stack(tmp_path, env, port)
-    yield stack
-    stack.stop_all()
+    return Stack(data_dir, env, port)

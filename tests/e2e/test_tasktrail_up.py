@@ -1,7 +1,10 @@
 """`tasktrail up` as a user runs it: real nats-server and nx-27017 on free ports, HTTP only."""
 from __future__ import annotations
 
+import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,23 +14,31 @@ from tests.conftest import call_api, wait_until
 
 
 def start_tasktrail(data_dir: Path, port: int) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TASKTRAIL_")}
     return subprocess.Popen(
         [sys.executable, "-m", "tasktrail", "up", "--port", str(port), "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
 
 
-def create_script_task(api: str, name: str, script: Path) -> str:
+def generated_key_pair(data_dir: Path) -> tuple[str, str]:
+    path = data_dir / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    stored = json.loads(path.read_text())
+    return stored["access_key"], stored["secret_key"]
+
+
+def create_script_task(api: str, auth: tuple[str, str], name: str, script: Path) -> str:
     answer = call_api(api, "tasks.create", {
         "name": name, "type": "training",
         "script": {"binary": "python3", "entry_point": script.name, "working_dir": str(script.parent)},
-    })
+    }, auth=auth)
     assert answer["meta"]["result_code"] == 200, answer
     return answer["data"]["id"]
 
 
-def tasks_by_id(api: str) -> dict[str, dict]:
-    answer = call_api(api, "tasks.get_all", {"order_by": ["-last_update"]})
+def tasks_by_id(api: str, auth: tuple[str, str]) -> dict[str, dict]:
+    answer = call_api(api, "tasks.get_all", {"order_by": ["-last_update"]}, auth=auth)
     return {task["id"]: task for task in answer["data"]["tasks"]}
 
 
@@ -39,16 +50,18 @@ def test_a_script_enqueued_on_default_completes_and_a_failing_one_fails(tmp_path
     api = f"http://127.0.0.1:{port}"
     launcher = start_tasktrail(data_dir, port)
     try:
-        wait_until(lambda: call_api(api, "tasks.get_all", {}, timeout=1).get("data") is not None
+        wait_until(lambda: (data_dir / "credentials.json").exists(), timeout=30, message="credentials")
+        auth = generated_key_pair(data_dir)
+        wait_until(lambda: call_api(api, "tasks.get_all", {}, timeout=1, auth=auth).get("data") is not None
                    if _port_open(port) else False, timeout=30, message="gateway up")
-        ok = create_script_task(api, "ok", tmp_path / "ok.py")
-        bad = create_script_task(api, "bad", tmp_path / "bad.py")
+        ok = create_script_task(api, auth, "ok", tmp_path / "ok.py")
+        bad = create_script_task(api, auth, "bad", tmp_path / "bad.py")
         for task in (ok, bad):
-            answer = call_api(api, "tasks.enqueue", {"task": task, "queue_name": "default"})
+            answer = call_api(api, "tasks.enqueue", {"task": task, "queue_name": "default"}, auth=auth)
             assert answer["data"]["queued"] == 1
 
         def both_ended() -> dict[str, dict] | None:
-            tasks = tasks_by_id(api)
+            tasks = tasks_by_id(api, auth)
             ended = all(tasks.get(t, {}).get("status") in ("completed", "failed") for t in (ok, bad))
             return tasks if ended else None
 
@@ -64,6 +77,7 @@ def test_a_script_enqueued_on_default_completes_and_a_failing_one_fails(tmp_path
         output, _ = launcher.communicate(timeout=30)
     assert launcher.returncode == 0, output
     assert "TaskTrail stopped" in output
+    assert auth[0] in output and auth[1] in output  # the generated pair is shown at start
 
     # Data is kept between runs: a new launcher on the same folder shows the same tasks.
     port = free_port()
@@ -71,7 +85,8 @@ def test_a_script_enqueued_on_default_completes_and_a_failing_one_fails(tmp_path
     launcher = start_tasktrail(data_dir, port)
     try:
         wait_until(lambda: _port_open(port), timeout=30, message="gateway up again")
-        tasks = wait_until(lambda: tasks_by_id(api) or None, timeout=30, message="views after restart")
+        assert generated_key_pair(data_dir) == auth  # the same keys on every run
+        tasks = wait_until(lambda: tasks_by_id(api, auth) or None, timeout=30, message="views after restart")
         assert tasks[ok]["status"] == "completed" and tasks[bad]["status"] == "failed"
     finally:
         launcher.send_signal(signal.SIGTERM)
