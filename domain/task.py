@@ -366,15 +366,18 @@ class Task(Aggregate):
         check_transition(self.status, S.in_progress, force)
         self._trigger_started(actor, worker=None, reason=reason, message=message)
 
-    def claim(self, worker: str, reason: str = "", message: str = "") -> None:
-        """A worker takes a queued task to run it; only one claim of a queued task can succeed."""
+    def claim(self, worker: str, actor: str | None = None, reason: str = "", message: str = "") -> None:
+        """A worker takes a queued task to run it; only one claim of a queued task can succeed.
+
+        `actor` is who asked (the authenticated caller); it defaults to the worker itself.
+        """
         self.check_exists()
         if self.status != S.queued:
             raise TaskAlreadyClaimed(
                 f"Invalid status change: current={self.status.value} new=in_progress "
                 f"(worker {worker} can only claim a queued task)"
             )
-        self._trigger_started(worker, worker=worker, reason=reason, message=message)
+        self._trigger_started(actor or worker, worker=worker, reason=reason, message=message)
 
     def _trigger_started(self, actor: str, worker: str | None, reason: str, message: str) -> None:
         self.trigger_event(

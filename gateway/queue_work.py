@@ -299,7 +299,7 @@ def take_next(work: UnitOfWork, queue: Queue, actor: str, worker: str | None = N
         added = queue.added[task_id]
         queue.take(task_id, actor, worker)
         if worker:
-            task.claim(worker, reason=f"taken from queue {queue.name}", message="")
+            task.claim(worker, actor=actor, reason=f"taken from queue {queue.name}", message="")
         return task, added
     return None
 

@@ -274,11 +274,23 @@ def status_change(method: Callable[..., None], answer_key: str | None = None):
 
     async def endpoint(call: Call) -> dict[str, Any]:
         request = status_request(call)
-        outcome = await change_task(call, lambda task: method(task, **request))
+
+        def change(work: UnitOfWork, task: Task) -> None:
+            leave_queue_after(work, task, call.actor, lambda: method(task, **request))
+
+        outcome = await work_on_task(call, change)
         extra = {answer_key: outcome.updated} if answer_key else {}
         return update_answer(outcome, **extra)
 
     return endpoint
+
+
+def leave_queue_after(work: UnitOfWork, task: Task, actor: str, change: Callable[[], None]) -> None:
+    """Run a status change (which checks before recording); a task it took out of `queued` leaves its queue."""
+    was_queued = task.status == TaskStatus.queued
+    change()
+    if was_queued and task.status != TaskStatus.queued:
+        remove_from_queue(work, task, actor=actor, reason=f"task is {task.status.value}")
 
 
 async def started(call: Call) -> dict[str, Any]:
@@ -286,13 +298,16 @@ async def started(call: Call) -> dict[str, Any]:
     request = status_request(call)
     worker = optional_string(call.body, "worker")
 
-    def change(task: Task) -> None:
+    def start(task: Task) -> None:
         if worker:
-            task.claim(worker, reason=request["reason"], message=request["message"])
+            task.claim(worker, actor=call.actor, reason=request["reason"], message=request["message"])
         else:
             task.start(**request)
 
-    outcome = await change_task(call, change)
+    def change(work: UnitOfWork, task: Task) -> None:
+        leave_queue_after(work, task, call.actor, lambda: start(task))
+
+    outcome = await work_on_task(call, change)
     return update_answer(outcome, started=outcome.updated)
 
 

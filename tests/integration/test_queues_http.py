@@ -201,3 +201,27 @@ def test_the_queue_view_rebuilt_from_zero_equals_the_live_view(api: Stack, mongo
         assert live.queues.find_one({"_id": queue})["order"] == aggregate_order
     finally:
         app.close()
+
+
+def test_a_queued_task_that_fails_or_starts_leaves_its_queue(api: Stack) -> None:
+    queue = ok(api.call("queues.create", name="leaving"))["id"]
+    failing, starting, staying = (new_task(api, name) for name in ("failing", "starting", "staying"))
+    for task in (failing, starting, staying):
+        ok(api.call("tasks.enqueue", task=task, queue=queue))
+    ok(api.call("tasks.failed", task=failing, force=True))
+    ok(api.call("tasks.started", task=starting))
+    assert entries(api, queue) == [staying]
+    assert ok(api.call("queues.get_num_entries", queue=queue))["num"] == 1
+
+
+def test_a_worker_claim_is_recorded_with_the_caller_as_actor_and_the_worker_on_the_task(api: Stack) -> None:
+    task = new_task(api)
+    ok(api.call("tasks.enqueue", task=task, queue_name="claims"))
+    started = ok(api.call("tasks.started", task=task, worker="w7"))
+    assert started["started"] == 1
+    app = TaskTrail(event_store_env(api.data_dir) | {"SQLITE_DBNAME": api.env["SQLITE_DBNAME"]})
+    try:
+        claim = app.task_history(task)[-1]
+        assert (type(claim).__name__, claim.actor, claim.worker) == ("Started", "tasktrail", "w7")
+    finally:
+        app.close()
