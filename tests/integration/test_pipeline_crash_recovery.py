@@ -12,7 +12,7 @@ from tasktrail.application import TaskTrail
 from tasktrail.config import Subjects, event_store_env
 from tests.conftest import Stack, wait_until
 
-TASKS = 100
+TASKS = 120  # with the 10 below: 130 tasks x 4 commands = 520 commands
 
 
 def lifecycle_commands(stack: Stack, task_id: str) -> list[dict]:
