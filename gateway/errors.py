@@ -19,6 +19,7 @@ from domain.queue import (
     TaskAlreadyInQueue,
     TaskNotInQueue,
 )
+from domain.task import FieldsConflict, MissingTaskFields, TaskCannotBeDeleted
 from domain.worker import WorkerNotRegistered
 from gateway.envelope import ApiError
 
@@ -34,6 +35,9 @@ DOMAIN_ERROR_CODES: list[tuple[type[TaskTrailError], tuple[int, int]]] = [
     (DefaultQueueExists, (400, 708)),
     (QueueNameTaken, (400, 801)),
     (WorkerNotRegistered, (400, 1004)),
+    (TaskCannotBeDeleted, (400, 123)),
+    (MissingTaskFields, (400, 122)),
+    (FieldsConflict, (400, 15)),
     (TaskNotFound, (400, 101)),
     (InvalidStatusChange, (400, 110)),
     (MissingRequiredField, (400, 11)),

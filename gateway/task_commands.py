@@ -19,8 +19,6 @@ from domain.errors import TaskNotFound, TaskTrailError
 from domain.status import TaskStatus
 from domain.task import (
     DELETED_PREFIX,
-    FieldsConflict,
-    MissingTaskFields,
     Task,
     TaskCannotBeDeleted,
     parse_task_id,
@@ -50,33 +48,6 @@ from projections import task_view
 
 TaskChange = Callable[[Task], None]
 
-# Refusals whose clearml-server subcode is not one of the generic ones (gateway/errors.py).
-TASK_ERROR_CODES: list[tuple[type[TaskTrailError], tuple[int, int]]] = [
-    (TaskCannotBeDeleted, (400, 123)),
-    (MissingTaskFields, (400, 122)),
-    (FieldsConflict, (400, 15)),
-]
-
-
-def api_error(error: TaskTrailError) -> ApiError:
-    for error_class, (code, subcode) in TASK_ERROR_CODES:
-        if isinstance(error, error_class):
-            return ApiError(code, subcode, str(error))
-    return api_error_for(error)
-
-
-def answers_task_errors(endpoint: Endpoint) -> Endpoint:
-    """Give the task-specific refusals their own subcodes."""
-
-    async def wrapped(call: Call) -> dict[str, Any]:
-        try:
-            return await endpoint(call)
-        except TaskTrailError as refusal:
-            raise api_error(refusal) from None
-
-    wrapped.__name__ = endpoint.__name__
-    wrapped.__doc__ = endpoint.__doc__
-    return wrapped
 
 
 # -- answers -------------------------------------------------------------------------------------
@@ -256,7 +227,6 @@ async def edit(call: Call) -> dict[str, Any]:
     return update_answer(outcome)
 
 
-@answers_task_errors
 async def set_requirements(call: Call) -> dict[str, Any]:
     requirements = required_object(call.body, "requirements")
     outcome = await change_task(call, lambda task: task.set_requirements(requirements, call.actor))
@@ -372,7 +342,6 @@ async def reset(call: Call) -> dict[str, Any]:
     return {**update_answer(outcome), "dequeued": dequeued, "deleted_models": 0}
 
 
-@answers_task_errors
 async def delete(call: Call) -> dict[str, Any]:
     """Delete a created (or archived) task, any with force; its children's parent is marked deleted.
 
@@ -485,7 +454,6 @@ async def edit_hyper_params(call: Call) -> dict[str, Any]:
     return {"updated": outcome.updated}
 
 
-@answers_task_errors
 async def delete_hyper_params(call: Call) -> dict[str, Any]:
     keys = required_list(call.body, "hyperparams", HYPERPARAM_KEY)
     force = optional_bool(call.body, "force")
@@ -557,7 +525,7 @@ def many(single: Endpoint, item: Callable[[dict[str, Any]], dict[str, Any]] = la
         except ApiError as error:
             return None, failure(task_id, error)
         except TaskTrailError as refusal:
-            return None, failure(task_id, api_error(refusal))
+            return None, failure(task_id, api_error_for(refusal))
 
     async def endpoint(call: Call) -> dict[str, Any]:
         ids = required_list(call.body, "ids")
