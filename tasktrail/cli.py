@@ -25,6 +25,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     gateway.add_argument("--port", type=int, default=8008)
 
     commands.add_parser("migrate", help="create the event store's tables (once, before the other parts)")
+    commands.add_parser("verify", help="rebuild every view from the log and compare it with the live views")
     commands.add_parser("relay", help="publish the event log to NATS JetStream")
     commands.add_parser("projector", help="keep the MongoDB views up to date")
     commands.add_parser("monitor", help="declare silent workers lost and end their runs "
@@ -35,6 +36,25 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     worker.add_argument("--name", default=None, help="worker id (default host:pid)")
     worker.add_argument("--api", default=None, help="gateway URL (default $TASKTRAIL_API_URL)")
     return parser.parse_args(argv)
+
+
+def run_verify(settings) -> int:
+    from pymongo import MongoClient
+
+    from tasktrail.application import TaskTrail
+    from tasktrail.verify import verify
+
+    app = TaskTrail(settings.event_store_env)
+    client = MongoClient(settings.mongodb_uri)
+    try:
+        found = verify(app, client, settings.mongodb_database)
+    finally:
+        client.close()
+        app.close()
+    for difference in found:
+        print(difference)
+    print("views match the event log" if not found else f"{len(found)} differences")
+    return 1 if found else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         TaskTrail(dict(settings.event_store_env, CREATE_TABLE="y")).close()
         print("event store tables ready")
+    elif arguments.command == "verify":
+        return run_verify(settings)
     elif arguments.command == "gateway":
         from tasktrail.services import run_gateway
 
