@@ -29,6 +29,14 @@ from domain.task_fields import (
     stored_artifacts,
     stored_value,
 )
+from domain.task_reports import (
+    MAX_LINES_PER_EVENT,
+    MAX_POINTS_PER_EVENT,
+    chunked,
+    max_iteration,
+    truncated,
+    updated_last_metrics,
+)
 
 S = TaskStatus
 
@@ -47,6 +55,10 @@ class MissingTaskFields(TaskTrailError):
 
 class FieldsConflict(InvalidField):
     """Raised when a request asks for two changes that contradict each other."""
+
+
+class TaskIsPublished(TaskTrailError):
+    """Raised when a published (or publishing) task is sent log lines or metrics: its results are final."""
 
 
 def task_id_to_uuid(task_id: str) -> UUID:
@@ -282,6 +294,49 @@ class Task(Aggregate):
             changes: dict[str, Any] = {"last_update": self.at}
             if self.active_duration is not None:
                 changes["active_duration"] = self.active_duration
+            return changes
+
+    class Reported(Event):
+        """Base of what a run reports (its worker is alive, console lines, metrics).
+
+        Nobody changed the task, so only `last_update` moves (not `last_change`).
+        """
+
+        def changes(self) -> dict[str, Any]:
+            return {"last_update": self.at}
+
+    class WorkerReported(Reported):
+        """The worker running the task reported it alive (recorded at most once per interval)."""
+
+        worker: str
+
+        def changes(self) -> dict[str, Any]:
+            return {**super().changes(), "last_worker": self.worker, "last_worker_report": self.at}
+
+    class LogReported(Reported):
+        """A batch of console lines, each {timestamp (ms), level, worker, msg}; the task_logs view keeps them."""
+
+        lines: list[dict[str, Any]]
+
+    class MetricsReported(Reported):
+        """A batch of scalar points, each {metric, variant, value, iter, timestamp (ms)}.
+
+        `last_metrics` holds the entries the points changed ({metric key: {variant key: entry}}),
+        as the command computed them from the task's earlier entries; `last_iteration` is the
+        new highest iteration, None when the points did not raise it.
+        """
+
+        points: list[dict[str, Any]]
+        last_iteration: int | None
+        last_metrics: dict[str, dict[str, dict[str, Any]]]
+
+        def changes(self) -> dict[str, Any]:
+            changes = super().changes()
+            if self.last_iteration is not None:
+                changes["last_iteration"] = self.last_iteration
+            for metric, variants in self.last_metrics.items():
+                for variant, entry in variants.items():
+                    changes[f"last_metrics.{metric}.{variant}"] = entry
             return changes
 
     class Deleted(Event):
@@ -633,6 +688,53 @@ class Task(Aggregate):
             elapsed = datetime.now(timezone.utc) - datetime.fromisoformat(started)
             active = max(0, int(elapsed.total_seconds()))
         self.trigger_event(self.Pinged, actor=actor, active_duration=active)
+
+    # -- commands: what a run reports -------------------------------------------------------
+    def is_run_by(self, worker: str) -> bool:
+        """True while `worker` runs this task: in progress, and claimed by that worker."""
+        return not self.is_deleted and self.status == S.in_progress and self.doc.get("last_worker") == worker
+
+    def worker_reported(self, worker: str, actor: str) -> None:
+        """The worker running the task is alive: refresh last_worker_report (the caller decides how often)."""
+        self.check_exists()
+        if not self.is_run_by(worker):
+            raise InvalidStatusChange(
+                f"Task {self.task_id} is not in progress under worker {worker} "
+                f"(status={self.status.value}, last_worker={self.doc.get('last_worker')})"
+            )
+        self.trigger_event(self.WorkerReported, worker=worker, actor=actor)
+
+    def check_reportable(self) -> None:
+        """Raise unless the task may take log lines and metrics: any existing task but a published one."""
+        self.check_exists()
+        if self.status in (S.publishing, S.published):
+            raise TaskIsPublished(f"Task is published, its results are final: {self.task_id}")
+
+    def report_log(self, lines: list[dict[str, Any]], actor: str) -> None:
+        """Record console lines ({timestamp, level, worker, msg}) in order.
+
+        One event holds at most MAX_LINES_PER_EVENT lines (and about MAX_EVENT_SIZE of text), so a
+        larger batch is recorded as several events; messages are cut to MAX_LINE_CHARS.
+        """
+        self.check_reportable()
+        lines = [{**line, "msg": truncated(line["msg"])} for line in lines]
+        for chunk in chunked(lines, MAX_LINES_PER_EVENT):
+            self.trigger_event(self.LogReported, lines=chunk, actor=actor)
+
+    def report_metrics(self, points: list[dict[str, Any]], actor: str) -> None:
+        """Record scalar points ({metric, variant, value, iter, timestamp}) and what they make of
+        last_iteration and last_metrics; at most MAX_POINTS_PER_EVENT points an event."""
+        self.check_reportable()
+        for chunk in chunked(points, MAX_POINTS_PER_EVENT):
+            highest = max_iteration(chunk)
+            raised = highest if highest is not None and highest > (self.doc.get("last_iteration") or 0) else None
+            self.trigger_event(
+                self.MetricsReported,
+                points=chunk,
+                last_iteration=raised,
+                last_metrics=updated_last_metrics(self.doc.get("last_metrics"), chunk),
+                actor=actor,
+            )
 
     def archive(self, actor: str, reason: str = "", message: str = "") -> None:
         """Take the task off its queue (if queued) and add the archived system tag."""

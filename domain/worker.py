@@ -6,6 +6,7 @@ when, and a lost worker's events name the tasks that were failed because of it. 
 every few seconds from every worker, carry nothing an audit needs beyond "it was alive", and
 would soon outnumber every other event in the log; they are soft state kept beside the views
 (gateway/worker_reports.py) and the liveness monitor turns their absence into the `Lost` event.
+Only the running task's `last_worker_report` follows them, as a throttled `Task.WorkerReported`.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import auth, events_ingest, projects, queues, task_commands, task_queries, workers_service
+from gateway import auth, events_ingest, projects, queues, task_commands, task_log, task_queries, workers_service
 from gateway.call import Endpoint, endpoints_key
 from gateway.dispatch import api_call, health
 
@@ -53,7 +53,8 @@ TASKS: dict[str, Endpoint] = {
 
 # One table per service; each service module may export its own and be listed here.
 SERVICES: list[dict[str, Endpoint]] = [
-    TASKS, auth.ENDPOINTS, projects.ENDPOINTS, events_ingest.ENDPOINTS, queues.QUEUES, workers_service.WORKERS,
+    TASKS, auth.ENDPOINTS, projects.ENDPOINTS, events_ingest.ENDPOINTS, task_log.ENDPOINTS, queues.QUEUES,
+    workers_service.WORKERS,
 ]
 
 ENDPOINTS: dict[str, Endpoint] = {name: endpoint for service in SERVICES for name, endpoint in service.items()}

@@ -6,7 +6,9 @@ report only updates this collection (one conditional update, no event), and what
 recorded as events on the Worker aggregate: registered, unregistered, and lost (written by the
 liveness monitor when reports stop). Losing this collection loses nothing that must be kept:
 a worker whose next report finds no active entry is registered again (an event), and the
-monitor only judges workers it has entries for.
+monitor only judges workers it has entries for. The one trace a report leaves in the log is on
+the task it runs: its `last_worker_report`, refreshed by a `Task.WorkerReported` event at most
+once per TASKTRAIL_TASK_REPORT_INTERVAL (gateway/workers_service.py).
 
 Each document: the worker id, its state (mirroring the aggregate, guarded by its `version`),
 queues, tags, the time of the last report (ISO text for the API, epoch seconds for the

@@ -4,7 +4,14 @@ Registration changes are events on the Worker aggregate (domain/worker.py); hear
 state (gateway/worker_reports.py explains why). Unknown request fields are ignored, as
 clearml-server's agents send more than TaskTrail reads.
 
-TaskTrail extensions: `workers.register` answers `owned_tasks`, the tasks still in progress
+A status report that names the task the worker runs also refreshes that task's
+`last_worker_report` (and `last_update`): a `Task.WorkerReported` event, recorded at most once per
+TASKTRAIL_TASK_REPORT_INTERVAL seconds (default 10) per task, as decided from the aggregate's
+own `last_worker_report`; heartbeats in between record nothing.
+
+TaskTrail extensions: `workers.status_report` answers that task's `last_worker`,
+`last_worker_report` and `last_update` (`task`) and whether this report recorded an event
+(`task_updated`); `workers.register` answers `owned_tasks`, the tasks still in progress
 under this worker id (a worker that restarts fails or re-attaches to them); `workers.get_all`
 shows for each worker the queued tasks it leaves to others (`passed_over`, with the
 requirements its environment lacks) and its `state`.
@@ -14,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from pymongo.database import Database
 
+from domain.errors import TaskTrailError
 from domain.status import TaskStatus
 from domain.worker import Worker, WorkerNotRegistered, worker_key
 from gateway import queue_work
-from gateway.call import Call, Endpoint
+from gateway.call import Call, Endpoint, settings_key
 from gateway.group_commit import UnitOfWork
 from gateway.request import optional_int, optional_string, optional_string_list, required_string
 from gateway.worker_reports import WorkerReports
@@ -72,6 +80,31 @@ def lose_worker(work: UnitOfWork, name: str, actor: str, reason: str, message: s
         ended.append(task_id)
     worker.lose(actor, reason, last_report_time, ended)
     return worker.version, ended
+
+
+REPORTED_TASK_FIELDS = ("status", "last_worker", "last_worker_report", "last_update")
+
+
+def report_due(last_report: str | None, now: datetime, interval: float) -> bool:
+    """Whether a report at `now` should be recorded, given the task's last recorded report."""
+    if not last_report:
+        return True
+    try:
+        return (now - datetime.fromisoformat(last_report)).total_seconds() >= interval
+    except ValueError:
+        return True
+
+
+def report_task_alive(work: UnitOfWork, task_id: str, worker: str, actor: str, interval: float,
+                      now: datetime) -> dict[str, Any] | None:
+    """A status report names `task_id`: if `worker` runs it and its last report is `interval`
+    seconds old, record `WorkerReported`. Answers the task's report fields (None: no such task)."""
+    task = queue_work.find_task(work, task_id)
+    if task is None or task.is_deleted:
+        return None
+    if task.is_run_by(worker) and report_due(task.doc.get("last_worker_report"), now, interval):
+        task.worker_reported(worker, actor)
+    return {"id": task.task_id, **{key: task.doc.get(key) for key in REPORTED_TASK_FIELDS}}
 
 
 # -- reading the views ---------------------------------------------------------------------------
@@ -207,7 +240,8 @@ async def unregister(call: Call) -> dict[str, Any]:
 
 
 async def status_report(call: Call) -> dict[str, Any]:
-    """A heartbeat: no event. A worker without an active entry is registered again first."""
+    """A heartbeat: no Worker event (a worker without an active entry is registered again first);
+    its running task's last_worker_report is refreshed at most once per interval."""
     name = required_string(call.body, "worker")
     optional_int(call.body, "timestamp")
     task = optional_string(call.body, "task") or None
@@ -228,7 +262,22 @@ async def status_report(call: Call) -> dict[str, Any]:
                                   system_tags if system_tags is not None else known.get("system_tags") or [],
                                   check_queues=False)
         await asyncio.to_thread(report)
-    return {}
+    return await refresh_running_task(call, name, task) if task else {}
+
+
+async def refresh_running_task(call: Call, worker: str, task_id: str) -> dict[str, Any]:
+    interval = call.request.app[settings_key].task_report_interval
+
+    def command(work: UnitOfWork) -> dict[str, Any] | None:
+        return report_task_alive(work, task_id, worker, call.actor, interval, datetime.now(timezone.utc))
+
+    try:
+        outcome = await call.writer.execute(command)
+    except TaskTrailError:  # the task changed under another request at that moment: the next report tries again
+        return {}
+    if outcome.result is None:
+        return {}
+    return {"task": outcome.result, "task_updated": outcome.updated}
 
 
 async def get_all(call: Call) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from pymongo.database import Database
 
 from projections.project_view import ProjectView
 from projections.queue_view import QueueView
+from projections.task_log_view import TaskLogView
 from projections.task_view import TaskView
 from projections.worker_view import WorkerView
 
@@ -18,6 +19,7 @@ def connect(uri: str, database: str) -> Database:
     ProjectView.ensure_indexes()
     QueueView.ensure_indexes()
     WorkerView.ensure_indexes()
+    TaskLogView.ensure_indexes()
     return mongoengine.get_db()
 
 

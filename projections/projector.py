@@ -12,13 +12,13 @@ from types import ModuleType
 from eventsourcing.persistence import Notification
 from pymongo.database import Database
 
-from projections import project_view, queue_view, task_view, worker_view
+from projections import project_view, queue_view, task_log_view, task_view, worker_view
 from projections.positions import PositionStore
 from tasktrail.application import TaskTrail
 
 log = logging.getLogger(__name__)
 
-VIEWS: list[ModuleType] = [task_view, project_view, queue_view, worker_view]
+VIEWS: list[ModuleType] = [task_view, project_view, queue_view, worker_view, task_log_view]
 
 
 class Projector:

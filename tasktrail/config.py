@@ -40,6 +40,8 @@ class Settings:
     secret_key: str = ""
     auth_secret: str = ""  # signs the API's JWTs; every gateway replica needs the same one
     subjects: Subjects = field(default_factory=Subjects)
+    # A worker's status report refreshes its running task's last_worker_report at most this often (seconds).
+    task_report_interval: float = 10.0
 
     @property
     def mongodb_database(self) -> str:
@@ -67,4 +69,5 @@ def load_settings() -> Settings:
         secret_key=os.environ.get("TASKTRAIL_SECRET_KEY", ""),
         auth_secret=os.environ.get("TASKTRAIL_AUTH_SECRET", ""),
         subjects=Subjects(os.environ.get("TASKTRAIL_NAMESPACE", "tasktrail")),
+        task_report_interval=float(os.environ.get("TASKTRAIL_TASK_REPORT_INTERVAL") or 10.0),
     )

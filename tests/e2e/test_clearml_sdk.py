@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from domain.task_reports import metric_key
 from tests.conftest import TEST_ACCESS_KEY, TEST_SECRET_KEY, Stack, new_stack, wait_until
 
 SCRIPTS = Path(__file__).parent / "sdk_scripts"
@@ -145,8 +146,27 @@ def test_task_init_then_close_leaves_the_task_completed_in_its_project(
         message="the SDK's project in the view",
     )
     assert [project["id"] for project in projects] == [task["project"]]
-    # The reported scalars and console lines reached the gateway (accepted, not stored yet).
+    # The reported scalars and console lines reached the gateway without an error.
     assert "events.add_batch" not in run.output
+
+
+def test_task_init_scalars_become_the_tasks_last_metrics_and_its_console_is_readable(
+    sdk_stack: Stack, task_init_run: tuple[SdkRun, str, str]
+) -> None:
+    _, _, task_id = task_init_run
+    task = wait_until(lambda: (doc := task_view(sdk_stack, task_id))["last_iteration"] == 2 and doc,
+                      message="the SDK's scalars in the task view")
+    loss = task["last_metrics"][metric_key("loss")][metric_key("train")]
+    assert (loss["metric"], loss["variant"], loss["value"]) == ("loss", "train", 0.125)
+    assert (loss["min_value"], loss["max_value"], loss["count"]) == (0.125, 0.25, 2)
+
+    def console() -> list[str]:
+        answer = sdk_stack.call("events.get_task_log", task=task_id, order="asc")
+        assert answer["meta"]["result_code"] == 200, answer
+        return [event["msg"] for event in answer["data"]["events"]]
+
+    wait_until(lambda: any(f"created new task id={task_id}" in message for message in console()),
+               message="the SDK's console output in the task's log")
 
 
 def test_task_init_records_the_script_and_runtime_without_sdk_errors(

@@ -122,7 +122,7 @@ def add_batch(stack: Stack, raw: bytes) -> dict:
 
 
 def test_a_batch_of_reported_events_is_accepted_and_counted(stack: Stack) -> None:
-    task = uuid.uuid4().hex
+    task = stack.call("tasks.create", name="reporting", type="training")["data"]["id"]
     events = [
         {"timestamp": 1, "type": "training_stats_scalar", "task": task, "iter": 1, "metric": "loss",
          "variant": "train", "value": 0.5},

@@ -100,7 +100,9 @@ class TaskLifecycle(RuleBasedStateMachine):
         command = lambda: self.task.enqueue(queue, "user", force=force)  # noqa: E731
         if self.attempt(predicted, command, Task.Enqueued) is not None:
             # A forced re-enqueue keeps the status the task had before it was first queued.
-            if not already_queued:
+            if already_queued:
+                self.model.enqueue_status = self.model.enqueue_status or S.created.value
+            else:
                 self.model.enqueue_status = self.model.status.value
             self.model.status = S.queued
             self.model.queue = queue
