@@ -96,7 +96,9 @@ class Task(Aggregate):
             return with_time_keys(self.changes(), nested=isinstance(self, Aggregate.Created))
 
         def apply(self, task: Task) -> None:
-            apply_changes(task.doc, self.document_changes())
+            # A copy: the document must share no object with the event (a later command would
+            # change the recorded event through it).
+            apply_changes(task.doc, copy.deepcopy(self.document_changes()))
 
     class Created(Event, Aggregate.Created):
         fields: dict[str, Any]
@@ -208,6 +210,8 @@ class Task(Aggregate):
         new_status = S.created
         clear_all: bool
         kept_artifacts: dict[str, Any] | None
+        # The search text without the dropped script (clear_all); None in events recorded before it.
+        search_text: str | None = None
 
         def changes(self) -> dict[str, Any]:
             changes = {
@@ -229,6 +233,8 @@ class Task(Aggregate):
             if self.clear_all:
                 changes["execution"] = {}
                 changes["script"] = None
+                if self.search_text is not None:
+                    changes[SEARCH_TEXT_FIELD] = self.search_text
             else:
                 changes["execution.queue"] = None
                 if self.kept_artifacts is not None:
@@ -519,6 +525,7 @@ class Task(Aggregate):
             message=message or "reset",
             clear_all=clear_all,
             kept_artifacts=kept,
+            search_text=search_text(self.task_id, {**self.doc, "script": None}) if clear_all else None,
         )
 
     def _change_status(
